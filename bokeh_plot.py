@@ -42,7 +42,7 @@ LOCAL_TZ = datetime.now().astimezone().tzinfo  # times are shown in the server's
 
 # Newest rows first so that one query serves both the page's first load (after_id = 0)
 # and later polls; the primary key makes it O(log n + limit) however large the table.
-RECENT_ROWS = "SELECT id, time, price FROM trades WHERE id > ? ORDER BY id DESC LIMIT ?"
+RECENT_ROWS = "SELECT rowid AS id, time, price FROM trades WHERE rowid > ? ORDER BY rowid DESC LIMIT ?"
 COLUMNS = ("id", "time", "price", "ma")
 
 

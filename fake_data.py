@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import signal
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from typing import TypedDict
@@ -42,6 +43,7 @@ TICK_INTERVAL_S = 0.050  # wall-clock seconds between ticks; 0 = as fast as clie
 SEED = None  # random seed (int) for a repeatable price path; None = random
 MAX_INCOMING_BYTES = 1024  # largest frame a client may send, bytes; clients need not send
 MAX_BACKLOG_BYTES = 256 * 1024  # unsent bytes a client may fall behind by before it is dropped
+CLIENT_SNDBUF_BYTES = 64 * 1024  # kernel send buffer per client, bytes; a stalled client shows sooner
 CATCH_UP_LIMIT_S = 1.0  # if the clock jumps further behind than this, seconds, restart the schedule
 
 DRAW_BLOCK = 1024  # normal draws generated per numpy call; an implementation detail
@@ -146,6 +148,11 @@ async def produce(
 async def handle_client(websocket: ServerConnection) -> None:
     """Keep a client subscribed until it leaves; whatever it sends is ignored."""
     logger.info("client connected: %s", websocket.remote_address)
+    # Loopback send buffers grow to megabytes, which would hide a stalled client from
+    # drop_slow_clients for an hour; a modest one bounds its memory and the delay.
+    sock = websocket.transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CLIENT_SNDBUF_BYTES)
     try:
         async for _ in websocket:
             logger.debug("ignored a frame from %s", websocket.remote_address)

@@ -47,7 +47,7 @@ SECONDS_PER_DAY = 86400.0  # matplotlib dates count days since 1970-01-01
 # Newest rows first so that one query serves both the first poll (after_id = 0) and a
 # poll that finds more new rows than the window holds; the primary key makes it
 # O(log n + limit) however large the table grows.
-RECENT_ROWS = "SELECT id, time, price FROM trades WHERE id > ? ORDER BY id DESC LIMIT ?"
+RECENT_ROWS = "SELECT rowid AS id, time, price FROM trades WHERE rowid > ? ORDER BY rowid DESC LIMIT ?"
 
 
 def moving_average(prices: np.ndarray, period: int) -> np.ndarray:

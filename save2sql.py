@@ -310,8 +310,14 @@ async def record(
         logger.warning("connection to %s %s; reconnecting", url, reason)
 
 
+def status_line(stats: Stats, rate: float) -> str:
+    """The periodic one-line status."""
+    skipped = sum(stats.rejected.values())
+    return f"rows written {stats.written}, {rate:.1f} ticks/s, frames skipped {skipped}"
+
+
 async def report_status(stats: Stats, interval_s: float) -> None:
-    """Log rows written, ticks per second and frames skipped every ``interval_s``."""
+    """Log the status line every ``interval_s`` seconds."""
     loop = asyncio.get_running_loop()
     last_written, last_at = stats.written, loop.time()
     while True:
@@ -319,8 +325,7 @@ async def report_status(stats: Stats, interval_s: float) -> None:
         now = loop.time()
         rate = (stats.written - last_written) / (now - last_at)
         last_written, last_at = stats.written, now
-        skipped = sum(stats.rejected.values())
-        logger.info("rows written %d, %.1f ticks/s, frames skipped %d", stats.written, rate, skipped)
+        logger.info("%s", status_line(stats, rate))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -398,7 +403,12 @@ async def main(argv: list[str] | None = None) -> int:
         await asyncio.gather(*tasks, return_exceptions=True)
         await final_flush(writer)
         await db.close()
-    logger.info("stopped: %d rows written, %d frames skipped", stats.written, sum(stats.rejected.values()))
+    logger.info(
+        "stopped: received %d frames, wrote %d rows, skipped %d frames",
+        stats.received,
+        stats.written,
+        sum(stats.rejected.values()),
+    )
     return 0
 
 
