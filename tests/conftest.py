@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -145,15 +145,26 @@ async def frame_server(frames: list[str | bytes]) -> AsyncIterator[str]:
         yield f"ws://{LOOPBACK}:{port}"
 
 
+@contextmanager
+def db_conn(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain connection that commits and is closed on leaving the block."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
 def read_rows(db_path: Path) -> list[tuple[float, float, str | None]]:
     """All stored ticks in id order."""
-    with sqlite3.connect(db_path) as conn:
+    with db_conn(db_path) as conn:
         return conn.execute("SELECT time, price, symbol FROM trades ORDER BY rowid").fetchall()
 
 
 def make_trades_db(path: Path, count: int, start_time: float = 1_700_000_000.0, step_s: float = 0.05) -> None:
     """Create a database as save2sql.py does and fill it with ``count`` ticks."""
-    with sqlite3.connect(path) as conn:
+    with db_conn(path) as conn:
         conn.execute(save2sql.SCHEMA)
         add_trades(conn, 0, count, start_time, step_s)
 

@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import LOOPBACK, frame_server, free_port, read_rows, tick_frame, wait_until_async
+from conftest import LOOPBACK, db_conn, frame_server, free_port, read_rows, tick_frame, wait_until_async
 from websockets.asyncio.server import ServerConnection, serve
 
 import bokeh_plot
@@ -110,7 +110,7 @@ async def test_restart_appends_to_existing_rows(tmp_path: Path) -> None:
 async def test_legacy_table_without_symbol_is_upgraded_not_dropped(tmp_path: Path) -> None:
     """A trades(time, price) table from an older recorder gains a symbol column, rows intact."""
     db_path = tmp_path / "old.db"
-    with sqlite3.connect(db_path) as conn:
+    with db_conn(db_path) as conn:
         conn.execute("CREATE TABLE trades (time REAL, price REAL)")
         conn.execute("INSERT INTO trades VALUES (1700000000, 145.0)")
     await record_frames([tick_frame(1)], db_path)
@@ -122,7 +122,7 @@ async def test_database_uses_wal_and_plot_queries_use_the_primary_key(tmp_path: 
     """WAL mode is on, and the charts' queries search the key instead of scanning the table."""
     db_path = tmp_path / "t.db"
     await record_frames([tick_frame(n) for n in range(5)], db_path)
-    with sqlite3.connect(db_path) as conn:
+    with db_conn(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         plan = conn.execute(f"EXPLAIN QUERY PLAN {query}", (2, 10)).fetchall()
     details = " ".join(row[-1] for row in plan)
