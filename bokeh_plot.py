@@ -25,7 +25,7 @@ import pandas as pd
 from bokeh.document import Document
 from bokeh.io import curdoc
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, DatetimeTickFormatter, Div, HoverTool
+from bokeh.models import ColumnDataSource, CustomJS, DatetimeTickFormatter, Div, HoverTool
 from bokeh.plotting import figure
 
 # bokeh serve runs this file as a module with a random name, so the logger's name is fixed.
@@ -44,6 +44,21 @@ LOCAL_TZ = datetime.now().astimezone().tzinfo  # times are shown in the server's
 # and later polls; the primary key makes it O(log n + limit) however large the table.
 RECENT_ROWS = "SELECT rowid AS id, time, price FROM trades WHERE rowid > ? ORDER BY rowid DESC LIMIT ?"
 COLUMNS = ("id", "time", "price", "ma")
+
+# Runs in the browser when the page loses its server (say, bokeh serve was restarted).
+# BokehJS reconnects by itself but cannot restore the history the new server session
+# would send, so the page says what happened and reloads once the server answers again.
+RELOAD_WHEN_BACK_JS = """
+if (window.streamingPlotReloading) return;  // each failed reconnection fires this event again
+window.streamingPlotReloading = true;
+status.text = "Connection to the chart server lost; this page reloads when it is back.";
+// Any HTTP answer means the server is up (bokeh serve answers HEAD with 405, creating no
+// session); a network error means it is not.
+const retry = () => fetch(window.location.href, {method: "HEAD", cache: "no-store"})
+    .then(() => window.location.reload())
+    .catch(() => setTimeout(retry, 1000));
+setTimeout(retry, 1000);
+"""
 
 
 def empty_columns() -> dict[str, list]:
@@ -191,6 +206,7 @@ def build_document(
     poll()  # the page opens with the recent history, not an empty chart
     doc.add_periodic_callback(poll, interval)
     doc.on_session_destroyed(lambda _context: stream.close())
+    doc.js_on_event("connection_lost", CustomJS(args={"status": status}, code=RELOAD_WHEN_BACK_JS))
     doc.add_root(column(readout, status, plot, sizing_mode="stretch_width"))
     doc.title = "streaming-plot"
     return source, poll

@@ -255,4 +255,7 @@ async def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    try:
+        raise SystemExit(asyncio.run(main()))
+    except KeyboardInterrupt:  # a second Ctrl-C after shutdown had begun: still no traceback
+        raise SystemExit(130) from None

@@ -93,6 +93,18 @@ def fitted_ylim(
     return (low - pad, high + pad)
 
 
+def time_of_day_formatter(locator: mdates.AutoDateLocator) -> mdates.AutoDateFormatter:
+    """Label ticks with the local time of day, adding milliseconds only when ticks are closer than 1 s."""
+    formatter = mdates.AutoDateFormatter(locator, tz=LOCAL_TZ)
+    formatter.scaled = {
+        1.0: "%m-%d %H:%M",
+        1 / 24: "%H:%M",
+        1 / SECONDS_PER_DAY: "%H:%M:%S",
+        1 / (SECONDS_PER_DAY * 1e6): lambda x, _pos: f"{mdates.num2date(x, LOCAL_TZ):%H:%M:%S.%f}"[:-3],
+    }
+    return formatter
+
+
 def open_reader(path: str) -> sqlite3.Connection | None:
     """Open the database read-only, or return None while it does not exist yet."""
     try:
@@ -171,9 +183,8 @@ class LiveChart:
         ax.set_ylabel("Price")
         ax.grid(True, alpha=0.4)
         ax.legend(loc="upper right")
-        locator = mdates.AutoDateLocator(tz=LOCAL_TZ)
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=LOCAL_TZ))
+        ax.xaxis.set_major_locator(locator := mdates.AutoDateLocator(tz=LOCAL_TZ, minticks=3, maxticks=8))
+        ax.xaxis.set_major_formatter(time_of_day_formatter(locator))
         ax.set_xlim(0, 1 / SECONDS_PER_DAY)  # replaced by the first data
         ax.set_ylim(0, 1)
 

@@ -425,4 +425,7 @@ async def final_flush(writer: BatchWriter, attempts: int = 5) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    try:
+        raise SystemExit(asyncio.run(main()))
+    except KeyboardInterrupt:  # a second Ctrl-C after shutdown had begun: still no traceback
+        raise SystemExit(130) from None

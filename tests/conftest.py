@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -20,34 +15,16 @@ import matplotlib
 matplotlib.use("Agg")  # before any script imports pyplot
 
 import pytest
+from pipeline import LOOPBACK, Process
 from websockets.asyncio.server import ServerConnection, serve
 
 import save2sql
-
-REPO = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A TCP port that was free on loopback a moment ago, for a script run as a process."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float, what: str, step_s: float = 0.02) -> None:
-    """Poll ``predicate`` until it is true, failing with ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(step_s)
 
 
 async def wait_until_async(
     predicate: Callable[[], object], timeout_s: float, what: str, step_s: float = 0.02
 ) -> None:
-    """Async twin of ``wait_until``: poll with a deadline without blocking the loop."""
+    """Async twin of ``pipeline.wait_until``: poll with a deadline without blocking the loop."""
     try:
         async with asyncio.timeout(timeout_s):
             while not predicate():
@@ -56,62 +33,13 @@ async def wait_until_async(
         raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
 
 
-class Script:
-    """One of the repo's scripts running as a separate process, its log in a file."""
-
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.args = args
-        self.log_path = log_path
-        self.log_file = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            args,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-
-    @property
-    def log(self) -> str:
-        """Everything the process printed so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout_s: float = 15.0, count: int = 1) -> None:
-        """Wait until ``text`` appears ``count`` times in the log; fail early if the process died."""
-
-        def seen() -> bool:
-            if self.proc.poll() is not None and self.log.count(text) < count:
-                raise AssertionError(f"{self.args[1]} exited ({self.proc.returncode}):\n{self.log}")
-            return self.log.count(text) >= count
-
-        wait_until(seen, timeout_s, f"{text!r} in the log of {self.args[1]}")
-
-    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 15.0) -> int:
-        """Send ``sig`` and return the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout_s)
-        finally:
-            self.log_file.close()
-
-    def kill(self) -> None:
-        """End the process at once, if it still runs."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log_file.close()
-
-
 @pytest.fixture
-def run_script(tmp_path: Path) -> Iterator[Callable[..., Script]]:
+def run_script(tmp_path: Path) -> Iterator[Callable[..., Process]]:
     """Start repo scripts as processes; any still running at the end are killed."""
-    started: list[Script] = []
+    started: list[Process] = []
 
-    def start(script: str, *args: str, env: dict[str, str] | None = None) -> Script:
-        log = tmp_path / f"{Path(script).stem}-{len(started)}.log"
-        proc = Script([sys.executable, script, *args], log, env)
+    def start(script: str, *args: str, env: dict[str, str | None] | None = None) -> Process:
+        proc = Process(f"{Path(script).stem}-{len(started)}", [sys.executable, script, *args], tmp_path, env)
         started.append(proc)
         return proc
 

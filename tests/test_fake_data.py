@@ -11,7 +11,7 @@ import socket
 
 import numpy as np
 import pytest
-from conftest import LOOPBACK, free_port
+from pipeline import LOOPBACK, free_port
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
@@ -176,7 +176,7 @@ async def test_signal_closes_clients_and_exits_zero(run_script, sig: int) -> Non
         server.proc.send_signal(sig)
         await ws.wait_closed()
     assert ws.close_code == 1001  # going away
-    assert await asyncio.to_thread(server.stop) == 0
+    assert await asyncio.to_thread(server.proc.wait, 15) == 0
     assert "Traceback" not in server.log
     assert "stopped" in server.log
 

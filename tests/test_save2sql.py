@@ -9,7 +9,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import LOOPBACK, db_conn, frame_server, free_port, read_rows, tick_frame, wait_until_async
+from conftest import db_conn, frame_server, read_rows, tick_frame, wait_until_async
+from pipeline import LOOPBACK, free_port
 from websockets.asyncio.server import ServerConnection, serve
 
 import bokeh_plot
