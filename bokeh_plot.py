@@ -20,6 +20,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 from bokeh.document import Document
@@ -191,9 +192,11 @@ def build_document(
     """Lay out one browser session's page and start polling; return the source and the poll."""
     stream = PriceStream(db, window=window, ma_period=ma_period)
     source = ColumnDataSource(data=empty_columns(), name="prices")
-    readout = Div(text="", name="readout")
-    status = Div(text="", name="status")
-    plot = build_figure(source, title=f"Live price — {db}", ma_period=ma_period, height=PLOT_HEIGHT_PX)
+    readout = Div(text="", name="readout", styles={"font-size": "1.4em"})
+    status = Div(text="", name="status", styles={"color": "#a33", "font-weight": "bold"})
+    plot = build_figure(
+        source, title=f"Live price — {Path(db).name}", ma_period=ma_period, height=PLOT_HEIGHT_PX
+    )
 
     def poll() -> None:
         new = stream.poll()

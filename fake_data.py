@@ -46,7 +46,7 @@ MAX_BACKLOG_BYTES = 256 * 1024  # unsent bytes a client may fall behind by befor
 CLIENT_SNDBUF_BYTES = 64 * 1024  # kernel send buffer per client, bytes; a stalled client shows sooner
 CATCH_UP_LIMIT_S = 1.0  # if the clock jumps further behind than this, seconds, restart the schedule
 
-DRAW_BLOCK = 1024  # normal draws generated per numpy call; an implementation detail
+DRAW_BLOCK = 1024  # random draws per numpy call: one call per 1024 ticks instead of one per tick
 
 
 class Tick(TypedDict):

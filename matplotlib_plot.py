@@ -18,6 +18,7 @@ import logging
 import signal
 import sqlite3
 from datetime import datetime
+from pathlib import Path
 
 import matplotlib
 import matplotlib.dates as mdates
@@ -38,7 +39,7 @@ WINDOW = 50  # ticks shown at once
 MA_PERIOD = 15  # ticks in the moving average
 POLL_INTERVAL_MS = 100  # milliseconds between database polls (and frames)
 FIGSIZE_IN = (10.0, 5.0)  # window size, inches (width, height)
-X_HEADROOM = 0.5  # free space kept right of the newest tick after a scroll, fraction of the window's span
+X_HEADROOM = 0.3  # free space kept right of the newest tick after a scroll, fraction of the window's span
 Y_MARGIN = 0.1  # space above and below the prices after a rescale, fraction of their range
 
 LOCAL_TZ = datetime.now().astimezone().tzinfo  # tick labels show the local time of day
@@ -288,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     fig, chart = build_chart(
-        window=args.window, ma_period=args.ma_period, title=f"Live price — {args.db}", figsize=FIGSIZE_IN
+        window=args.window,
+        ma_period=args.ma_period,
+        title=f"Live price — {Path(args.db).name}",
+        figsize=FIGSIZE_IN,
     )
     feed = DatabaseFeed(args.db, keep=chart.keep)
     anim = animate(fig, chart, feed, args.interval)  # noqa: F841 - without a reference it stops
