@@ -246,6 +246,24 @@ def animate(fig: Figure, chart: LiveChart, feed: DatabaseFeed, interval_ms: int)
     return FuncAnimation(fig, frame, interval=interval_ms, blit=True, cache_frame_data=False)
 
 
+def close_on_signals(fig: Figure) -> None:
+    """Make Ctrl-C and SIGTERM close the window, which ends plt.show() cleanly.
+
+    The default Ctrl-C handler would raise KeyboardInterrupt inside whichever GUI callback
+    runs, where Tk prints it and carries on. A signal handler may also run in the middle
+    of a frame, so it only schedules the close for the GUI loop's next turn.
+    """
+    closer = fig.canvas.new_timer(interval=1)
+    closer.single_shot = True
+    closer.add_callback(plt.close, fig)
+
+    def close(_signum: int, _frame: object) -> None:
+        closer.start()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, close)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Read the command line; every flag defaults to the constant of the same name."""
     parser = argparse.ArgumentParser(description="Live desktop chart of the recorded price.")
@@ -295,14 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         figsize=FIGSIZE_IN,
     )
     feed = DatabaseFeed(args.db, keep=chart.keep)
-    anim = animate(fig, chart, feed, args.interval)  # noqa: F841 - without a reference it stops
-    # SIGTERM closes the window like Ctrl-C does; matplotlib already wakes the GUI loop for Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: plt.close(fig))
+    anim = animate(fig, chart, feed, args.interval)  # noqa: F841 - unreferenced, it would stop
+    close_on_signals(fig)
     logger.info("charting %s every %d ms", args.db, args.interval)
     try:
         plt.show()
-    except KeyboardInterrupt:
-        pass
     finally:
         feed.close()
     logger.info("stopped")

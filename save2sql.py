@@ -186,6 +186,7 @@ class BatchWriter:
         self.batch_full = asyncio.Event()
         self.has_room = asyncio.Event()
         self.has_room.set()
+        self.in_flight: asyncio.Future[int] | None = None  # the flush run() started last
 
     def add(self, row: Row) -> None:
         """Buffer one row; never blocks."""
@@ -238,13 +239,29 @@ class BatchWriter:
                         await self.batch_full.wait()
                 except TimeoutError:
                     pass
+            # Shielded: cancelling run() at shutdown must not abandon a batch halfway
+            # through its transaction; close() waits for it instead.
+            self.in_flight = asyncio.ensure_future(self.flush())
             try:
-                await self.flush()
+                await asyncio.shield(self.in_flight)
                 retry_s = self.flush_interval_s
             except sqlite3.Error as exc:
                 logger.warning("write failed, %d ticks kept for retry: %s", len(self.buffer), exc)
                 await asyncio.sleep(retry_s)
                 retry_s = min(retry_s * 2, 5.0)
+
+    async def close(self, attempts: int = 5) -> None:
+        """Finish the write in progress, then write everything still buffered."""
+        if self.in_flight is not None:
+            await asyncio.gather(self.in_flight, return_exceptions=True)  # its rows are requeued on failure
+        for attempt in range(attempts):
+            try:
+                await self.flush()
+                return
+            except sqlite3.Error as exc:
+                logger.warning("final write failed (attempt %d): %s", attempt + 1, exc)
+                await asyncio.sleep(0.2 * (attempt + 1))
+        logger.error("%d ticks could not be written", len(self.buffer))
 
 
 async def open_database(path: str) -> aiosqlite.Connection:
@@ -401,7 +418,7 @@ async def main(argv: list[str] | None = None) -> int:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await final_flush(writer)
+        await writer.close()
         await db.close()
     logger.info(
         "stopped: received %d frames, wrote %d rows, skipped %d frames",
@@ -410,18 +427,6 @@ async def main(argv: list[str] | None = None) -> int:
         sum(stats.rejected.values()),
     )
     return 0
-
-
-async def final_flush(writer: BatchWriter, attempts: int = 5) -> None:
-    """Write what is still buffered at shutdown, retrying briefly if the database is busy."""
-    for attempt in range(attempts):
-        try:
-            await writer.flush()
-            return
-        except sqlite3.Error as exc:
-            logger.warning("final write failed (attempt %d): %s", attempt + 1, exc)
-            await asyncio.sleep(0.2 * (attempt + 1))
-    logger.error("%d ticks could not be written", len(writer.buffer))
 
 
 if __name__ == "__main__":
