@@ -23,7 +23,7 @@ import math
 import signal
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypedDict
 
 import numpy as np
@@ -47,6 +47,9 @@ CLIENT_SNDBUF_BYTES = 64 * 1024  # kernel send buffer per client, bytes; a stall
 CATCH_UP_LIMIT_S = 1.0  # if the clock jumps further behind than this, seconds, restart the schedule
 
 DRAW_BLOCK = 1024  # random draws per numpy call: one call per 1024 ticks instead of one per tick
+FLAT_OUT_YIELD_S = 0.001  # at interval 0, seconds between yields to the event loop
+FLAT_OUT_BACKLOG_BYTES = 64 * 1024  # at interval 0, unsent bytes per client that make the feed wait
+FLAT_OUT_WAIT_S = 0.0005  # at interval 0, seconds to wait for slow readers before checking again
 
 
 class Tick(TypedDict):
@@ -101,15 +104,6 @@ def drop_slow_clients(connections: Iterable[ServerConnection], max_backlog_bytes
             connection.transport.abort()
 
 
-async def publish_flow_controlled(connections: Iterable[ServerConnection], message: str) -> None:
-    """Send to each client and wait until its buffer drains: the pace of the slowest reader."""
-    for connection in list(connections):
-        try:
-            await connection.send(message)
-        except Exception:  # noqa: BLE001 - a client that went away just misses the tick
-            logger.debug("send to %s failed", connection.remote_address)
-
-
 async def produce(
     server: Server,
     prices: Iterator[float],
@@ -125,24 +119,44 @@ async def produce(
     start + n * interval), so the rate does not drift when sending takes time.
     With ``interval_s == 0`` ticks go out as fast as the slowest client reads them.
     """
+
+    def next_message() -> str:
+        return encode_tick(make_tick(time.time(), next(prices), symbol))
+
+    if interval_s == 0:
+        await produce_flat_out(server, next_message)
+        return
     loop = asyncio.get_running_loop()
     start = loop.time()
     sent = 0
     while True:
-        connections = server.connections
-        message = encode_tick(make_tick(time.time(), next(prices), symbol))
-        if interval_s > 0:
-            broadcast(connections, message)
-            drop_slow_clients(connections, max_backlog_bytes)
-        else:
-            await publish_flow_controlled(connections, message)
+        broadcast(server.connections, next_message())
+        drop_slow_clients(server.connections, max_backlog_bytes)
         sent += 1
         delay = start + sent * interval_s - loop.time()
         if delay < -catch_up_limit_s:
             logger.warning("ticks ran %.1f s late (was the machine suspended?); resuming", -delay)
             start, sent, delay = loop.time(), 0, 0.0
-        # Always yield, even when late, so pings and new connections are served.
+            # Always yield, even when late, so pings and new connections are served.
         await asyncio.sleep(max(delay, 0.0))
+
+
+async def produce_flat_out(server: Server, next_message: Callable[[], str]) -> None:
+    """Send ticks as fast as the slowest client reads them (``--interval 0``, for benchmarks).
+
+    Instead of dropping clients that fall behind, wait for them: the feed's pace is
+    the slowest reader's. Yielding to the loop once a millisecond, rather than after
+    every tick, keeps pings and new connections served at a fraction of the cost.
+    """
+    loop = asyncio.get_running_loop()
+    next_yield = loop.time() + FLAT_OUT_YIELD_S
+    while True:
+        broadcast(server.connections, next_message())
+        while any(c.transport.get_write_buffer_size() > FLAT_OUT_BACKLOG_BYTES for c in server.connections):
+            await asyncio.sleep(FLAT_OUT_WAIT_S)
+        if loop.time() >= next_yield:
+            await asyncio.sleep(0)
+            next_yield = loop.time() + FLAT_OUT_YIELD_S
 
 
 async def handle_client(websocket: ServerConnection) -> None:

@@ -22,8 +22,6 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from PIL import ImageGrab
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -245,6 +243,10 @@ def check_chromium() -> None:
 def chromium(width: int = 1200, height: int = 800):
     """A headless Chromium driven by Selenium through the system chromedriver."""
     check_chromium()
+    # Imported here: the benchmarks use this module's process helpers without the test extras.
+    from selenium import webdriver  # noqa: PLC0415
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:
