@@ -66,6 +66,7 @@ def test_recorder_survives_a_killed_server_and_reconnects_quickly(run_script, tm
     received, written, skipped = stopped_counts(recorder.log)
     rows = read_rows(db_path)
     times = [row[0] for row in rows]
+    print(f"\nreconnected {reconnect_s:.2f} s after the market's return; {len(rows)} rows, none lost")
     assert reconnect_s < 2.0
     assert len(rows) == received == written and skipped == 0
     assert len(set(times)) == len(times)  # no duplicates
@@ -119,6 +120,9 @@ async def test_signal_at_a_random_moment_stores_a_gap_free_prefix(
         assert await asyncio.to_thread(recorder.proc.wait, 15) == 0
     received, written, _ = stopped_counts(recorder.log)
     rows = read_rows(db_path)
+    print(
+        f"\n{sig.name}: received {received}, stored {len(rows)}, a gap-free prefix of {len(feed.sent)} sent"
+    )
     assert len(rows) == received == written > 0
     assert rows == [save2sql.parse_tick(frame) for frame in feed.sent[: len(rows)]]
 
@@ -141,6 +145,7 @@ async def test_sigkill_loses_at_most_the_unflushed_batch(run_script, tmp_path: P
     # Unflushed: at most a full batch, or what arrived within one flush interval (100 ticks
     # at 1 ms), plus what was still in flight in the socket buffers when the kill came.
     in_flight = 200
+    print(f"\nSIGKILL: {sent_at_kill} sent before the kill, {len(rows)} stored, integrity ok")
     assert sent_at_kill - len(rows) <= max(save2sql.BATCH_SIZE, 100) + in_flight
 
 
@@ -189,6 +194,8 @@ def test_charts_reading_never_block_the_writer_at_full_speed(run_script, tmp_pat
         reader.join(10)
     assert recorder.stop(signal.SIGTERM) == 0
     received, written, _ = stopped_counts(recorder.log)
+    wal_mb = max(wal_sizes) / 2**20
+    print(f"\n30 s: {written} rows written, {polls[0]} reader polls, WAL at most {wal_mb:.1f} MiB")
     assert errors == []
     assert polls[0] > 100
     assert written == received == len(read_rows(db_path)) > 100_000
@@ -266,6 +273,10 @@ async def test_hostile_frames_are_rejected_and_valid_ticks_between_them_kept(
         assert await asyncio.to_thread(recorder.proc.wait, 15) == 0
     assert read_rows(db_path) == expected
     _, written, skipped = stopped_counts(recorder.log)
+    print(
+        f"\nhostile: {written} stored, {skipped} rejected, {recorder.log.count('skipped frame:')} warnings, "
+        f"{rss_mb:.0f} MiB resident"
+    )
     assert written == len(expected)
     assert skipped == 2 * len(HOSTILE) + 20_000
     warnings = recorder.log.count("skipped frame:")
@@ -339,6 +350,7 @@ async def test_server_keeps_time_for_good_clients_among_hostile_ones(run_script)
     stalled.cancel()
     stop.set()
     await asyncio.gather(*hostile, stalled, return_exceptions=True)
+    print(f"\namong hostile clients: {received / elapsed:.0f} ticks/s to the good client at 1 ms")
     # At 1 ms the good client gets ticks at (close to) the scheduled rate the whole time.
     assert received / elapsed > 0.8 * 1000
     assert "dropping slow client" in market.log
@@ -372,7 +384,9 @@ async def test_200_clients_each_receive_every_tick_in_the_same_order(run_script)
     sequences = await asyncio.gather(*(collect(ws) for ws in clients))
     for ws in clients:
         await ws.close()
-    assert all(s == sequences[0] for s in sequences)
+    identical = all(s == sequences[0] for s in sequences)
+    print(f"\n200 clients: {len(sequences[0])} ticks each in 30 s, identical: {identical}")
+    assert identical
     # The clock-paced schedule delivers 20 ticks/s; allow a tick or two at the window's edges.
     assert abs(len(sequences[0]) - 30 * 20) <= 2
     times = [t for t, _ in sequences[0]]
