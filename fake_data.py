@@ -137,7 +137,7 @@ async def produce(
         if delay < -catch_up_limit_s:
             logger.warning("ticks ran %.1f s late (was the machine suspended?); resuming", -delay)
             start, sent, delay = loop.time(), 0, 0.0
-            # Always yield, even when late, so pings and new connections are served.
+        # Always yield, even when late, so pings and new connections are served.
         await asyncio.sleep(max(delay, 0.0))
 
 

@@ -25,7 +25,6 @@ import signal
 import sqlite3
 import time
 from collections import Counter
-from typing import TypedDict
 
 import aiosqlite
 from websockets.asyncio.client import ClientConnection, connect
@@ -68,14 +67,6 @@ SETUP_PRAGMAS = (
 INSERT = "INSERT INTO trades (time, price, symbol) VALUES (?, ?, ?)"
 
 Row = tuple[float, float, str | None]
-
-
-class Tick(TypedDict, total=False):
-    """A tick on the wire; ``symbol`` is optional (older feeds omit it)."""
-
-    time: float
-    price: float | str
-    symbol: str
 
 
 class RejectedFrame(ValueError):
@@ -221,8 +212,7 @@ class BatchWriter:
 
     def requeue(self, batch: list[Row]) -> None:
         """Put an unwritten batch back in front of newer rows, keeping arrival order."""
-        if not self.buffer:
-            self.oldest_at = asyncio.get_running_loop().time()
+        self.oldest_at = asyncio.get_running_loop().time()  # its retry is paced by run()
         self.buffer[:0] = batch
         self.has_rows.set()
 

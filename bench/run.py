@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from bokeh.document import Document  # noqa: E402
 from bokeh.protocol import Protocol  # noqa: E402
-from pipeline import LOOPBACK, Process, free_port  # noqa: E402
+from pipeline import LOOPBACK, Process, newest_rowid, start_market  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 
 import bokeh_plot  # noqa: E402
@@ -121,16 +121,10 @@ def recorder_command(kind: str, url: str, db: Path) -> list[str]:
 
 def ingest_rate(kind: str, workdir: Path, seconds: float, rep: int) -> tuple[float, int, int]:
     """Ticks/s that ``kind`` stores (or receives) from fake_data.py at interval 0."""
-    port = free_port()
-    market = Process(
-        f"market-{kind}-{rep}",
-        [PYTHON, "fake_data.py", "--host", LOOPBACK, "--port", str(port), "--interval", "0"],
-        workdir,
-    )
+    market, url = start_market(workdir, f"market-{kind}-{rep}", "--interval", "0")
     try:
-        market.wait_for_log("serving ticks on")
         db = workdir / f"{kind}-{rep}.db"
-        client = Process(f"{kind}-{rep}", recorder_command(kind, f"ws://{LOOPBACK}:{port}", db), workdir)
+        client = Process(f"{kind}-{rep}", recorder_command(kind, url, db), workdir)
         client.wait_for_log("connected to")
         start = time.perf_counter()
         time.sleep(seconds)  # the measurement window
@@ -273,28 +267,15 @@ class PacedRun:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.db = workdir / "paced.db"
-        port = free_port()
-        self.url = f"ws://{LOOPBACK}:{port}"
-        self.market = Process(
-            "paced-market", [PYTHON, "fake_data.py", "--host", LOOPBACK, "--port", str(port)], workdir
-        )
-        self.market.wait_for_log("serving ticks on")
+        self.market, self.url = start_market(workdir, "paced-market")
         self.recorder = Process("paced-recorder", recorder_command("save2sql", self.url, self.db), workdir)
         self.recorder.wait_for_log("connected to")
-        while not self.db.exists() or not self.rows():
-            time.sleep(0.05)
+        while not newest_rowid(self.db):
+            time.sleep(0.05)  # until the first row is on disk
         self.counter = Process("paced-counter", [PYTHON, CLIENTS, "receive", self.url], workdir)
         self.probe = Process("paced-probe", [PYTHON, CLIENTS, "probe", str(self.db), str(PACING_S)], workdir)
         self.counter.wait_for_log("connected to")
         self.started = time.monotonic()
-
-    def rows(self) -> int:
-        """Rows on disk now."""
-        conn = sqlite3.connect(self.db)
-        try:
-            return conn.execute("SELECT count(*) FROM trades").fetchone()[0]
-        finally:
-            conn.close()
 
     def finish(self) -> list[Figure]:
         """Wait out the 30 s window, stop everything and compute both figures."""

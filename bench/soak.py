@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from bokeh.document import Document  # noqa: E402
-from pipeline import LOOPBACK, Process, free_port  # noqa: E402
+from pipeline import Process, newest_rowid, start_market  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 import bokeh_plot  # noqa: E402
@@ -47,38 +47,19 @@ def rss_mb(pid: int | str = "self") -> float:
     raise RuntimeError("no VmRSS")
 
 
-def max_rowid(db: Path) -> int:
-    """The newest row's id: O(log n), unlike count(*)."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT coalesce(max(rowid), 0) FROM trades").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
-
-
 def soak_recorder(workdir: Path) -> list[tuple[int, float]]:
     """save2sql.py's memory at every 100,000 rows up to RECORDER_TICKS."""
-    port = free_port()
-    market = Process(
-        "soak-market",
-        [PYTHON, "fake_data.py", "--host", LOOPBACK, "--port", str(port), "--interval", "0"],
-        workdir,
-    )
-    market.wait_for_log("serving ticks on")
+    market, url = start_market(workdir, "soak-market", "--interval", "0")
     db = workdir / "soak.db"
-    recorder = Process(
-        "soak-recorder", [PYTHON, "save2sql.py", "--url", f"ws://{LOOPBACK}:{port}", "--db", str(db)], workdir
-    )
+    recorder = Process("soak-recorder", [PYTHON, "save2sql.py", "--url", url, "--db", str(db)], workdir)
     samples = []
     deadline = time.monotonic() + DEADLINE_S
     try:
         recorder.wait_for_log("connected to")
         for checkpoint in range(100_000, RECORDER_TICKS + 1, 100_000):
-            while max_rowid(db) < checkpoint:
+            while newest_rowid(db) < checkpoint:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"recorder soak stopped at {max_rowid(db)} rows")
+                    raise RuntimeError(f"recorder soak stopped at {newest_rowid(db)} rows")
                 time.sleep(0.05)  # sampling period
             samples.append((checkpoint, rss_mb(recorder.proc.pid)))
     finally:
@@ -122,14 +103,7 @@ async def churn(url: str, count: int, counter: list[int]) -> None:
 
 def soak_server(workdir: Path) -> list[tuple[int, float]]:
     """fake_data.py's memory as clients connect and leave SERVER_CONNECTIONS times."""
-    port = free_port()
-    market = Process(
-        "churn-market",
-        [PYTHON, "fake_data.py", "--host", LOOPBACK, "--port", str(port), "--interval", "0.005"],
-        workdir,
-    )
-    market.wait_for_log("serving ticks on")
-    url = f"ws://{LOOPBACK}:{port}"
+    market, url = start_market(workdir, "churn-market", "--interval", "0.005")
     samples: list[tuple[int, float]] = []
 
     async def run() -> None:

@@ -148,6 +148,29 @@ class Process:
         self._log.close()
 
 
+def start_market(workdir: Path, name: str, *args: str, port: int | None = None) -> tuple[Process, str]:
+    """Start fake_data.py on loopback with ``args``; return it, once serving, and its URL."""
+    port = port or free_port()
+    market = Process(
+        name, [sys.executable, "fake_data.py", "--host", LOOPBACK, "--port", str(port), *args], workdir
+    )
+    market.wait_for_log("serving ticks on")
+    return market, f"ws://{LOOPBACK}:{port}"
+
+
+def newest_rowid(db: Path) -> int:
+    """The id of the newest stored tick (= the row count, as rows are only appended); 0 if none."""
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT coalesce(max(rowid), 0) FROM trades").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
 class Pipeline:
     """fake_data.py, save2sql.py and, on demand, the charts, on free ports and a private database."""
 
@@ -167,19 +190,8 @@ class Pipeline:
 
     def start_feed(self) -> tuple[Process, Process]:
         """Start the market and the recorder, as in terminals 1 and 2 of the README."""
-        market = self.start(
-            "market",
-            [
-                sys.executable,
-                "fake_data.py",
-                "--host",
-                LOOPBACK,
-                "--port",
-                str(self.market_port),
-                *self.feed_args,
-            ],
-        )
-        market.wait_for_log("serving ticks on")
+        market, _ = start_market(self.workdir, "market", *self.feed_args, port=self.market_port)
+        self.processes.append(market)
         recorder = self.start(
             "recorder", [sys.executable, "save2sql.py", "--url", self.url, "--db", str(self.db)]
         )
@@ -203,15 +215,7 @@ class Pipeline:
 
     def rows(self) -> int:
         """How many ticks are on disk now."""
-        if not self.db.exists():
-            return 0
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
-        try:
-            return conn.execute("SELECT count(*) FROM trades").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
-        finally:
-            conn.close()
+        return newest_rowid(self.db)
 
     def close(self) -> None:
         """Stop every process that still runs, newest first."""
