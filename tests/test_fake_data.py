@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import math
@@ -153,6 +154,34 @@ async def test_slow_client_is_dropped_and_others_keep_ticking(market) -> None:
             before = json.loads(await healthy.recv())
             after = [json.loads(await healthy.recv()) for _ in range(20)]
     assert after[-1]["time"] > before["time"]
+
+
+async def test_interval_zero_waits_for_a_stalled_client_instead_of_dropping_it(market) -> None:
+    """At interval 0 the feed goes at the slowest reader's pace: it waits rather than drops."""
+    url, server = await market(0, max_backlog_bytes=1024)
+    fast, stalled = await connect(url), await connect(url)
+    try:
+        stalled.transport.pause_reading()
+        received = 0
+        # At full speed this loop would take 100,000 ticks a second; a feed that waits for
+        # the stalled reader stops once that reader's buffers are full (a few thousand ticks).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                while True:
+                    await fast.recv()
+                    received += 1
+        assert received < 50_000
+        stalled.transport.resume_reading()
+        async with asyncio.timeout(10):
+            for _ in range(received + 100):
+                await stalled.recv()
+            await fast.recv()
+        assert len(server.connections) == 2
+    finally:
+        # Both stop reading now, which at interval 0 would hold the feed (and a polite
+        # closing handshake) until the close timeout: leave abruptly instead.
+        fast.transport.abort()
+        stalled.transport.abort()
 
 
 async def test_client_frames_are_ignored(market) -> None:

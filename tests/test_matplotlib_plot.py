@@ -136,3 +136,11 @@ def test_animation_draws_frames_with_blitting(chart, tmp_path: Path) -> None:
     assert len(chart.price_line.get_ydata()) == 50
     assert chart.price_line.get_animated()  # blitted, so frames redraw only the lines
     anim.pause()
+
+
+def test_without_a_display_it_says_so_in_one_line(run_script) -> None:
+    """With only a non-interactive backend the script exits 1 with one clear line, no traceback."""
+    chart = run_script("matplotlib_plot.py", env={"MPLBACKEND": "Agg", "DISPLAY": None})
+    assert chart.proc.wait(30) == 1
+    assert "no display" in chart.log
+    assert "Traceback" not in chart.log
