@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +18,7 @@ matplotlib.use("Agg")  # before any script imports pyplot
 import pytest
 from pipeline import LOOPBACK, Process
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 import save2sql
 
@@ -82,6 +84,42 @@ def db_conn(path: Path) -> Iterator[sqlite3.Connection]:
             yield conn
     finally:
         conn.close()
+
+
+class NumberedFeed:
+    """A test feed sending numbered ticks every ``interval_s`` until stopped; remembers what it sent."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.sent: list[str] = []
+
+    async def handler(self, websocket: ServerConnection) -> None:
+        try:
+            while True:
+                frame = tick_frame(len(self.sent))
+                await websocket.send(frame)
+                self.sent.append(frame)
+                await asyncio.sleep(self.interval_s)
+        except ConnectionClosed:
+            pass
+
+
+@asynccontextmanager
+async def recording(
+    run_script: Callable[..., Process], db_path: Path, interval_s: float, *recorder_args: str
+) -> AsyncIterator[tuple[NumberedFeed, Process]]:
+    """save2sql.py, as a process, recording a NumberedFeed served on loopback."""
+    feed = NumberedFeed(interval_s)
+    async with serve(feed.handler, LOOPBACK, 0) as server:
+        url = f"ws://{LOOPBACK}:{server.sockets[0].getsockname()[1]}"
+        yield feed, run_script("save2sql.py", "--url", url, "--db", str(db_path), *recorder_args)
+
+
+def stopped_counts(log: str) -> tuple[int, int, int]:
+    """(received, written, skipped) from the recorder's closing line."""
+    found = re.search(r"stopped: received (\d+) frames, wrote (\d+) rows, skipped (\d+) frames", log)
+    assert found, log
+    return int(found.group(1)), int(found.group(2)), int(found.group(3))
 
 
 def read_rows(db_path: Path) -> list[tuple[float, float, str | None]]:

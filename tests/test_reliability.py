@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import db_conn, read_rows, tick_frame, wait_until_async
+from conftest import db_conn, read_rows, recording, stopped_counts, tick_frame, wait_until_async
 from pipeline import LOOPBACK, free_port, wait_until
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -28,13 +28,6 @@ import matplotlib_plot
 import save2sql
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def stopped_counts(log: str) -> tuple[int, int, int]:
-    """(received, written, skipped) from the recorder's last line."""
-    found = re.search(r"stopped: received (\d+) frames, wrote (\d+) rows, skipped (\d+) frames", log)
-    assert found, log
-    return tuple(map(int, found.groups()))  # type: ignore[return-value]
 
 
 # --- Server restart -------------------------------------------------------------------
@@ -81,24 +74,6 @@ def test_recorder_survives_a_killed_server_and_reconnects_quickly(run_script, tm
 # --- Recorder killed mid-stream -------------------------------------------------------
 
 
-class NumberedFeed:
-    """A test feed sending numbered ticks every ``interval_s``; remembers what it sent."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self.sent: list[str] = []
-
-    async def handler(self, websocket: ServerConnection) -> None:
-        try:
-            while True:
-                frame = tick_frame(len(self.sent))
-                await websocket.send(frame)
-                self.sent.append(frame)
-                await asyncio.sleep(self.interval_s)
-        except ConnectionClosed:
-            pass
-
-
 @pytest.mark.parametrize(
     ("sig", "seed"),
     [(signal.SIGTERM, 1), (signal.SIGINT, 2), (signal.SIGTERM, 3), (signal.SIGINT, 4)],
@@ -108,11 +83,8 @@ async def test_signal_at_a_random_moment_stores_a_gap_free_prefix(
     run_script, tmp_path: Path, sig, seed
 ) -> None:
     """SIGTERM or SIGINT at a random moment of a 1 ms feed: stored = received, a gap-free prefix."""
-    feed = NumberedFeed(interval_s=0.001)
-    async with serve(feed.handler, LOOPBACK, 0) as server:
-        url = f"ws://{LOOPBACK}:{server.sockets[0].getsockname()[1]}"
-        db_path = tmp_path / "t.db"
-        recorder = run_script("save2sql.py", "--url", url, "--db", str(db_path))
+    db_path = tmp_path / "t.db"
+    async with recording(run_script, db_path, 0.001) as (feed, recorder):
         await wait_until_async(lambda: len(feed.sent) >= 200, 20, "the feed to start")
         target = len(feed.sent) + random.Random(seed).randrange(100, 3000)
         await wait_until_async(lambda: len(feed.sent) >= target, 30, f"{target} ticks sent", step_s=0.001)
@@ -129,11 +101,8 @@ async def test_signal_at_a_random_moment_stores_a_gap_free_prefix(
 
 async def test_sigkill_loses_at_most_the_unflushed_batch(run_script, tmp_path: Path) -> None:
     """After SIGKILL the database is intact and misses at most what was not yet flushed."""
-    feed = NumberedFeed(interval_s=0.001)
-    async with serve(feed.handler, LOOPBACK, 0) as server:
-        url = f"ws://{LOOPBACK}:{server.sockets[0].getsockname()[1]}"
-        db_path = tmp_path / "t.db"
-        recorder = run_script("save2sql.py", "--url", url, "--db", str(db_path))
+    db_path = tmp_path / "t.db"
+    async with recording(run_script, db_path, 0.001) as (feed, recorder):
         await wait_until_async(lambda: len(feed.sent) >= 2000, 30, "2000 ticks sent")
         recorder.proc.kill()
         sent_at_kill = len(feed.sent)

@@ -9,9 +9,18 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import db_conn, frame_server, read_rows, tick_frame, wait_until_async
+from conftest import (
+    NumberedFeed,
+    db_conn,
+    frame_server,
+    read_rows,
+    recording,
+    stopped_counts,
+    tick_frame,
+    wait_until_async,
+)
 from pipeline import LOOPBACK, free_port
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import serve
 
 import bokeh_plot
 import matplotlib_plot
@@ -211,54 +220,22 @@ async def test_failed_write_keeps_its_rows_for_the_retry(tmp_path: Path) -> None
     assert stats.written == 6
 
 
-class TickServer:
-    """A test feed that sends numbered ticks until stopped and remembers what it sent."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self.sent: list[str] = []
-        self.clients = 0
-
-    async def handler(self, websocket: ServerConnection) -> None:
-        self.clients += 1
-        while True:
-            frame = tick_frame(len(self.sent))
-            await websocket.send(frame)
-            self.sent.append(frame)
-            await asyncio.sleep(self.interval_s)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_signal_flushes_every_received_tick(run_script, tmp_path: Path, sig: int) -> None:
     """On Ctrl-C or SIGTERM the recorder writes its whole buffer and exits 0."""
-    feed = TickServer(interval_s=0.002)
-    async with serve(feed.handler, LOOPBACK, 0) as server:
-        url = f"ws://{LOOPBACK}:{server.sockets[0].getsockname()[1]}"
-        db_path = tmp_path / "t.db"
-        # A long flush interval keeps everything in the buffer until the signal arrives.
-        recorder = run_script(
-            "save2sql.py",
-            "--url",
-            url,
-            "--db",
-            str(db_path),
-            "--flush-interval",
-            "60",
-            "--batch-size",
-            "100000",
-        )
+    db_path = tmp_path / "t.db"
+    # A long flush interval keeps everything in the buffer until the signal arrives.
+    unflushed = ("--flush-interval", "60", "--batch-size", "100000")
+    async with recording(run_script, db_path, 0.002, *unflushed) as (feed, recorder):
         await wait_until_async(lambda: len(feed.sent) >= 300, 20, "300 ticks sent")
         assert read_rows(db_path) == []
         recorder.proc.send_signal(sig)
         assert await asyncio.to_thread(recorder.proc.wait, 15) == 0
-    log = recorder.log
-    stopped = re.search(r"stopped: received (\d+) frames, wrote (\d+) rows", log)
-    assert stopped, log
-    received, written = map(int, stopped.groups())
+    received, written, _ = stopped_counts(recorder.log)
     rows = read_rows(db_path)
     assert len(rows) == received == written >= 300
     assert rows == [save2sql.parse_tick(f) for f in feed.sent[: len(rows)]]
-    assert "Traceback" not in log
+    assert "Traceback" not in recorder.log
 
 
 async def test_recorder_waits_for_a_server_that_starts_later(run_script, tmp_path: Path) -> None:
@@ -267,7 +244,7 @@ async def test_recorder_waits_for_a_server_that_starts_later(run_script, tmp_pat
     db_path = tmp_path / "t.db"
     recorder = run_script("save2sql.py", "--url", f"ws://{LOOPBACK}:{port}", "--db", str(db_path))
     await asyncio.to_thread(recorder.wait_for_log, "connect failed", 15, 2)
-    feed = TickServer(interval_s=0.01)
+    feed = NumberedFeed(interval_s=0.01)
     async with serve(feed.handler, LOOPBACK, port):
         await asyncio.to_thread(recorder.wait_for_log, "connected to", 10)
         await wait_until_async(lambda: len(read_rows(db_path)) >= 20, 10, "20 rows on disk", step_s=0.05)
