@@ -113,11 +113,10 @@ class PriceStream:
                 return self.wait("the database")
         try:
             rows = fetch_recent(self.conn, self.last_id, self.window + self.ma_period - 1)
-        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
-            if "no such table" in str(exc):
-                return self.wait("the trades table")
-            logger.warning("reading %s failed, will retry: %s", self.path, exc)
-            return None
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:  # logged once, shown in the page, retried
+            return self.wait(
+                "the trades table" if "no such table" in str(exc) else f"a readable database ({exc})"
+            )
         if rows.empty:
             return self.wait("the first tick") if self.last_id == 0 else None
         self.waiting_for = None

@@ -139,11 +139,10 @@ class DatabaseFeed:
                 return self.wait("the database")
         try:
             rows = fetch_recent(self.conn, self.last_id, self.keep)
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return self.wait("the trades table")
-            logger.warning("reading %s failed, will retry: %s", self.path, exc)
-            return []
+        except sqlite3.Error as exc:  # logged once per reason, shown in the chart, retried next poll
+            return self.wait(
+                "the trades table" if "no such table" in str(exc) else f"a readable database ({exc})"
+            )
         if rows:
             self.last_id = rows[-1][0]
             self.waiting_for = None

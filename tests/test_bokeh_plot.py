@@ -130,3 +130,13 @@ def test_chart_has_tools_hover_and_follows_the_end(tmp_path: Path) -> None:
     assert plot.x_range.follow == "end"
     assert plot.sizing_mode == "stretch_width"
     assert [r.glyph.y for r in plot.renderers] == ["price", "ma"]
+
+
+def test_a_file_that_is_not_a_database_is_reported_not_fatal(tmp_path: Path) -> None:
+    """A corrupt or foreign file shows as a waiting reason in the page instead of an exception."""
+    db_path = tmp_path / "t.db"
+    db_path.write_bytes(b"this is not a database" * 100)
+    doc, source, poll = build(db_path)
+    poll()
+    assert "readable database" in text_of(doc, "status")
+    assert len(source.data["price"]) == 0

@@ -144,3 +144,12 @@ def test_without_a_display_it_says_so_in_one_line(run_script) -> None:
     assert chart.proc.wait(30) == 1
     assert "no display" in chart.log
     assert "Traceback" not in chart.log
+
+
+def test_a_file_that_is_not_a_database_is_reported_not_fatal(chart, tmp_path: Path) -> None:
+    """A corrupt or foreign file shows as a waiting reason in the chart instead of an exception."""
+    db_path = tmp_path / "t.db"
+    db_path.write_bytes(b"this is not a database" * 100)
+    feed = mp.DatabaseFeed(str(db_path), keep=chart.keep)
+    chart.update(feed.read(), feed.waiting_for)
+    assert "readable database" in chart.status.get_text()
