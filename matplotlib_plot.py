@@ -167,8 +167,19 @@ class DatabaseFeed:
 class LiveChart:
     """A figure whose artists are made once and updated in place from new rows."""
 
-    def __init__(self, ax: Axes, *, window: int, ma_period: int, title: str) -> None:
+    def __init__(
+        self,
+        ax: Axes,
+        *,
+        window: int,
+        ma_period: int,
+        title: str,
+        x_headroom: float = X_HEADROOM,
+        y_margin: float = Y_MARGIN,
+    ) -> None:
         self.ax = ax
+        self.x_headroom = x_headroom
+        self.y_margin = y_margin
         self.window = window
         self.ma_period = ma_period
         self.keep = window + ma_period - 1  # the first shown tick needs ma_period - 1 before it
@@ -203,23 +214,25 @@ class LiveChart:
             shown = slice(-self.window, None)
             x = epoch_to_mpl(self.times[shown])
             y = self.prices[shown]
+            ma = moving_average(self.prices, self.ma_period)[shown]
             self.price_line.set_data(x, y)
-            self.ma_line.set_data(x, moving_average(self.prices, self.ma_period)[shown])
+            self.ma_line.set_data(x, ma)
             last_time = datetime.fromtimestamp(self.times[-1], LOCAL_TZ)
             self.readout.set_text(f"{self.prices[-1]:.2f} at {last_time:%H:%M:%S}")
-            self.rescale(x, y)
+            self.rescale(x, np.concatenate((y, ma)))  # the average draws on older prices too
         return self.artists
 
     def rescale(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Move the view when the data leaves it; a full redraw then refreshes the tick labels."""
-        xlim = scrolled_xlim(self.ax.get_xlim(), x[0], x[-1], X_HEADROOM)
-        ylim = fitted_ylim(self.ax.get_ylim(), float(np.nanmin(y)), float(np.nanmax(y)), Y_MARGIN)
+        """Move the view when the lines leave it; a full redraw then refreshes the tick labels."""
+        low, high = float(np.nanmin(y)), float(np.nanmax(y))
+        xlim = scrolled_xlim(self.ax.get_xlim(), x[0], x[-1], self.x_headroom)
+        ylim = fitted_ylim(self.ax.get_ylim(), low, high, self.y_margin)
         if xlim is None and ylim is None:
             return
         if xlim is not None:
             self.ax.set_xlim(xlim)
             # Refit y on every scroll too, so the view also shrinks when prices calm down.
-            ylim = fitted_ylim((np.inf, -np.inf), float(np.nanmin(y)), float(np.nanmax(y)), Y_MARGIN)
+            ylim = fitted_ylim((np.inf, -np.inf), low, high, self.y_margin)
         self.ax.set_ylim(ylim)
         # Blitting redraws only the lines; labels and grid change only with a full draw.
         self.ax.figure.canvas.draw()

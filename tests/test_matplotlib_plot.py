@@ -88,7 +88,8 @@ def test_x_axis_shows_time_of_day_and_follows_the_data(chart, tmp_path: Path) ->
         lo, hi = chart.ax.get_xlim()
         assert lo <= x[0] and x[-1] <= hi
         ylo, yhi = chart.ax.get_ylim()
-        assert ylo <= chart.price_line.get_ydata().min() and chart.price_line.get_ydata().max() <= yhi
+        for line in (chart.price_line, chart.ma_line):
+            assert ylo <= np.nanmin(line.get_ydata()) and np.nanmax(line.get_ydata()) <= yhi
         with db_conn(db_path) as conn:
             add_trades(conn, first, 10, 1_700_000_000.0, 0.05)
     chart.ax.figure.canvas.draw()
