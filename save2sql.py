@@ -126,6 +126,11 @@ class Stats:
         self.written = 0
         self.rejected: Counter[str] = Counter()
 
+    @property
+    def skipped(self) -> int:
+        """Frames rejected, whatever the reason."""
+        return sum(self.rejected.values())
+
 
 class RejectLog:
     """Count rejected frames and warn about them at most once per ``interval_s``."""
@@ -319,8 +324,7 @@ async def record(
 
 def status_line(stats: Stats, rate: float) -> str:
     """The periodic one-line status."""
-    skipped = sum(stats.rejected.values())
-    return f"rows written {stats.written}, {rate:.1f} ticks/s, frames skipped {skipped}"
+    return f"rows written {stats.written}, {rate:.1f} ticks/s, frames skipped {stats.skipped}"
 
 
 async def report_status(stats: Stats, interval_s: float) -> None:
@@ -414,7 +418,7 @@ async def main(argv: list[str] | None = None) -> int:
         "stopped: received %d frames, wrote %d rows, skipped %d frames",
         stats.received,
         stats.written,
-        sum(stats.rejected.values()),
+        stats.skipped,
     )
     return 0
 

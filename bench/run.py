@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from bokeh.document import Document  # noqa: E402
 from bokeh.protocol import Protocol  # noqa: E402
-from pipeline import LOOPBACK, Process, newest_rowid, start_market  # noqa: E402
+from pipeline import LOOPBACK, Process, newest_rowid, start_market, stopped_counts  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 
 import bokeh_plot  # noqa: E402
@@ -99,14 +99,6 @@ def median_time(func: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def closing_counts(log: str) -> tuple[int, int]:
-    """(received, written) from a recorder's closing line."""
-    found = re.search(r"stopped: received (\d+) frames, wrote (\d+) rows", log)
-    if not found:
-        raise RuntimeError(f"no closing line in:\n{log[-2000:]}")
-    return int(found.group(1)), int(found.group(2))
-
-
 # --- Ingest: save2sql.py against a receive-only client and a naive writer ---------------
 
 
@@ -131,7 +123,7 @@ def ingest_rate(kind: str, workdir: Path, seconds: float, rep: int) -> tuple[flo
         client.proc.send_signal(signal.SIGTERM)
         elapsed = time.perf_counter() - start
         client.proc.wait(60)
-        received, written = closing_counts(client.log)
+        received, written, _ = stopped_counts(client.log)
     finally:
         market.stop(signal.SIGTERM)
     return written / elapsed, received, written
@@ -200,7 +192,7 @@ async def serve_for(producer, clients: int, seconds: float, workdir: Path, name:
         for task in tasks:
             task.cancel()
         await asyncio.to_thread(receiver.proc.wait, 30)
-    received, _ = closing_counts(receiver.log)
+    received, _, _ = stopped_counts(receiver.log)
     return received / elapsed, max(heartbeat_late, default=0.0)
 
 

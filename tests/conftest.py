@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -113,13 +112,6 @@ async def recording(
     async with serve(feed.handler, LOOPBACK, 0) as server:
         url = f"ws://{LOOPBACK}:{server.sockets[0].getsockname()[1]}"
         yield feed, run_script("save2sql.py", "--url", url, "--db", str(db_path), *recorder_args)
-
-
-def stopped_counts(log: str) -> tuple[int, int, int]:
-    """(received, written, skipped) from the recorder's closing line."""
-    found = re.search(r"stopped: received (\d+) frames, wrote (\d+) rows, skipped (\d+) frames", log)
-    assert found, log
-    return int(found.group(1)), int(found.group(2)), int(found.group(3))
 
 
 def read_rows(db_path: Path) -> list[tuple[float, float, str | None]]:

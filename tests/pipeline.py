@@ -9,6 +9,7 @@ matplotlib window is shown on an Xvfb virtual screen.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -156,6 +157,14 @@ def start_market(workdir: Path, name: str, *args: str, port: int | None = None) 
     )
     market.wait_for_log("serving ticks on")
     return market, f"ws://{LOOPBACK}:{port}"
+
+
+def stopped_counts(log: str) -> tuple[int, int, int]:
+    """(received, written, skipped) from a recorder's closing line; the bench's clients skip none."""
+    found = re.search(r"stopped: received (\d+) frames, wrote (\d+) rows(?:, skipped (\d+) frames)?", log)
+    if not found:
+        raise AssertionError(f"no closing line in:\n{log[-2000:]}")
+    return int(found.group(1)), int(found.group(2)), int(found.group(3) or 0)
 
 
 def newest_rowid(db: Path) -> int:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import db_conn, read_rows, recording, stopped_counts, tick_frame, wait_until_async
-from pipeline import LOOPBACK, free_port, wait_until
+from conftest import db_conn, read_rows, recording, tick_frame, wait_until_async
+from pipeline import LOOPBACK, free_port, stopped_counts, wait_until
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
